@@ -1,0 +1,77 @@
+//! Command-line flags of `kaito-bench`.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::Parser;
+
+/// Measures the workspace controller and the gpu-provisioner on a local control plane with
+/// the AKS stand-in: latencies, time to Ready at scale, CPU, memory and API requests.
+#[derive(Parser, Clone, Debug)]
+#[command(name = "kaito-bench", version, about)]
+pub struct Args {
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "target/bench/latest.json")]
+    pub output: PathBuf,
+
+    /// Numbers of Workspaces applied at once, one run each, in this order.
+    #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
+    pub scales: Vec<usize>,
+
+    /// Workspaces applied one after another for the latency figures.
+    #[arg(long, default_value_t = 200)]
+    pub paced: usize,
+
+    /// Applies per second of the paced run (about what this machine's API server sustains,
+    /// so the figures show the controllers rather than a queue).
+    #[arg(long, default_value_t = 2.0)]
+    pub paced_rate: f64,
+
+    /// Seconds to wait after the largest run before its settled figures are read (5 after
+    /// the others).
+    #[arg(long, default_value_t = 30)]
+    pub settle: u64,
+
+    /// Seconds a run may take before the bench gives up.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+
+    /// Keep the stand-in's ARM request throttling (off by default: it would measure the
+    /// throttle, not the controllers).
+    #[arg(long)]
+    pub arm_rate_limits: bool,
+
+    /// Copy the logs of every component (controllers, API server, audit log) here at the end.
+    #[arg(long)]
+    pub logs: Option<PathBuf>,
+
+    /// Run controllers from a debug build (their figures are then not comparable).
+    #[arg(long)]
+    pub allow_debug_build: bool,
+}
+
+impl Args {
+    /// [`Args::settle`] as a duration.
+    pub fn settle(&self) -> Duration {
+        Duration::from_secs(self.settle)
+    }
+
+    /// [`Args::timeout`] as a duration.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_run_one_hundred_and_a_thousand_after_one() {
+        let args = Args::try_parse_from(["kaito-bench"]).unwrap();
+        assert_eq!(args.scales, [1, 100, 1000]);
+        assert_eq!(args.paced, 200);
+        assert_eq!(args.output, PathBuf::from("target/bench/latest.json"));
+        let args = Args::try_parse_from(["kaito-bench", "--scales", "5,10"]).unwrap();
+        assert_eq!(args.scales, [5, 10]);
+    }
+}
