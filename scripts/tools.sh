@@ -17,9 +17,13 @@ if [[ "${1:-}" == "--dir" ]]; then
   exit 0
 fi
 
-# Builds use the machine's Go only; the module and build caches stay outside the repository.
+# Builds use the machine's Go only. The module and build caches are private to this script
+# and live beside the binaries; they take several GB, so they are removed once every tool is
+# built (KAITO_TOOLS_KEEP_GO_CACHE=1 keeps them for a later rebuild at another version).
 export GOTOOLCHAIN=local
-export GOFLAGS=-mod=mod
+export GOFLAGS="-mod=mod -modcacherw"
+export GOMODCACHE="$cache/go/mod"
+export GOCACHE="$cache/go/build"
 export GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
 export CGO_ENABLED=0
 
@@ -158,5 +162,9 @@ step "kubernetes $KUBERNETES_VERSION" "$k8s_dir" \
   kube-apiserver kube-controller-manager kube-scheduler kubectl -- \
   build_kubernetes "$k8s_dir"
 
+if [[ "${KAITO_TOOLS_KEEP_GO_CACHE:-0}" != 1 && -d "$cache/go" ]]; then
+  say "removing the Go module and build caches ($(du -sh "$cache/go" | cut -f1))"
+  rm -rf "$cache/go" "$cache/work"
+fi
 say "all tools ready in $cache"
 echo "$cache"
