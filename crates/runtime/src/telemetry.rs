@@ -1,5 +1,7 @@
 //! Structured logs: JSON for clusters, text for people, level from a filter string.
 
+use std::io::{IsTerminal, stdout};
+
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 /// Log line format.
@@ -24,6 +26,9 @@ pub fn init(format: LogFormat, filter: &str) {
         LogFormat::Json => registry
             .with(fmt::layer().json().flatten_event(true))
             .try_init(),
-        LogFormat::Text => registry.with(fmt::layer()).try_init(),
+        // Colours only for a terminal: in a file they are escape codes.
+        LogFormat::Text => registry
+            .with(fmt::layer().with_ansi(stdout().is_terminal()))
+            .try_init(),
     };
 }

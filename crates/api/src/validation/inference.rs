@@ -141,7 +141,7 @@ fn check_adapter(adapter: &AdapterSpec, path: &str, errs: &mut FieldErrors) {
         errs.push(
             format!("{path}.source.name"),
             format!(
-                "adapter name {name:?} must be a valid DNS subdomain value: lowercase letters, \
+                "adapter name {name:?} must be a valid DNS label: lowercase letters, \
                  digits and '-', starting and ending with a letter or digit, at most 63 \
                  characters (it becomes a container name)"
             ),
