@@ -66,6 +66,8 @@ pub mod reasons {
     pub const WORKSPACE_DELETED: &str = "workspaceDeleted";
     /// The Workspace spec is invalid.
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// The API server refused a workload object built from an admitted spec.
+    pub const WORKLOAD_INVALID: &str = "WorkloadInvalid";
     /// A container was killed for using too much memory.
     pub const CONTAINER_OOM_KILLED: &str = "ContainerOOMKilled";
     /// A container keeps crashing.
@@ -143,6 +145,22 @@ pub fn trim_message(message: &str) -> String {
     }
 }
 
+/// Longest note, in bytes, the API server accepts on an event.
+pub const MAX_EVENT_NOTE_BYTES: usize = 1024;
+
+/// Cuts an event note to [`MAX_EVENT_NOTE_BYTES`] at a character boundary, marking the cut.
+pub fn trim_event_note(note: &str) -> String {
+    const MARK: &str = "…";
+    if note.len() <= MAX_EVENT_NOTE_BYTES {
+        return note.to_owned();
+    }
+    let mut end = MAX_EVENT_NOTE_BYTES - MARK.len();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{MARK}", &note[..end])
+}
+
 /// A condition about to be written: the parts that decide whether it changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewCondition {
@@ -206,6 +224,18 @@ mod tests {
 
     fn time(secs: i64) -> Time {
         Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap_or_default())
+    }
+
+    #[test]
+    fn event_notes_are_cut_to_what_the_api_server_takes() {
+        let short = "ResourceReady is True";
+        assert_eq!(trim_event_note(short), short);
+        let exact = "a".repeat(MAX_EVENT_NOTE_BYTES);
+        assert_eq!(trim_event_note(&exact), exact);
+        // Two-byte characters: a cut by characters would still be too long.
+        let cut = trim_event_note(&"é".repeat(MAX_EVENT_NOTE_BYTES));
+        assert!(cut.len() <= MAX_EVENT_NOTE_BYTES, "{}", cut.len());
+        assert!(cut.starts_with("éé") && cut.ends_with('…'));
     }
 
     #[test]

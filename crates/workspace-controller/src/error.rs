@@ -55,6 +55,14 @@ impl Error {
     }
 }
 
+impl Error {
+    /// Whether the API server refused an object as invalid (422): a spec the webhook admitted
+    /// that still cannot become a valid workload. Retrying cannot help until the spec changes.
+    pub fn is_invalid(&self) -> bool {
+        matches!(self, Error::Kube { source: kube::Error::Api(s), .. } if s.code == 422)
+    }
+}
+
 /// Whether an API error means the object does not exist.
 pub fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)

@@ -341,6 +341,59 @@ async fn r10_a_template_workspace_gets_a_load_balancer_service() {
 }
 
 #[tokio::test]
+async fn a_workload_the_api_server_refuses_is_reported_on_the_workspace_and_in_an_event() {
+    let env = env(KIND).await;
+    let (ns, name) = ("refused", "ws-refused");
+    ensure_namespace(&env.client, ns).await;
+    // Admitted (templates are the user's own pod spec), but no valid container name.
+    let yaml = format!(
+        "apiVersion: kaito.sh/v1alpha1\nkind: Workspace\nmetadata:\n  name: {name}\nresource:\n  \
+         instanceType: Standard_NC6s_v3\n  labelSelector:\n    matchLabels:\n      \
+         apps: refused\ninference:\n  template:\n    spec:\n      containers:\n      \
+         - name: Bad_Container\n        image: myregistry.io/server:1\n"
+    );
+    create_workspace(&env.client, ns, &yaml).await;
+    let ws = eventually(
+        "WorkspaceReady=False with reason WorkloadInvalid",
+        Duration::from_secs(90),
+        || {
+            let api = Api::<Workspace>::namespaced(env.client.clone(), ns);
+            async move {
+                let ws = api.get_opt(name).await.ok().flatten()?;
+                let ready = support::condition(&ws, "WorkspaceReady")?;
+                (ready.reason == "WorkloadInvalid").then_some(ws)
+            }
+        },
+    )
+    .await;
+    let ready = support::condition(&ws, "WorkspaceReady").expect("WorkspaceReady");
+    assert_eq!(ready.status, "False");
+    assert!(
+        ready.message.contains("Bad_Container") && ready.message.contains("change the spec"),
+        "{}",
+        ready.message
+    );
+    // The nodes are there; only the workload is refused, and the status says so.
+    let resource = support::condition(&ws, "ResourceReady").expect("ResourceReady");
+    assert_eq!(resource.status, "True", "{}", resource.message);
+    let events = eventually("a WorkloadInvalid event", Duration::from_secs(30), || {
+        let api = Api::<k8s_openapi::api::events::v1::Event>::namespaced(env.client.clone(), ns);
+        async move {
+            let list = api.list(&ListParams::default()).await.ok()?;
+            let found: Vec<_> = list
+                .items
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some("WorkloadInvalid"))
+                .collect();
+            (!found.is_empty()).then_some(found)
+        }
+    })
+    .await;
+    assert_eq!(events[0].type_.as_deref(), Some("Warning"));
+    delete_and_wait_clean(&env.client, ns, name).await;
+}
+
+#[tokio::test]
 async fn r04_a_quota_failure_shows_on_the_workspace_and_clears_when_the_quota_is_raised() {
     let env = env(KIND).await;
     let (ns, name) = ("quota", "ws-big");

@@ -22,6 +22,7 @@ pub(super) fn check(ws: &Workspace, inf: &InferenceSpec, ctx: &Context, errs: &m
         }
     }
     check_adapters(inf.adapters.as_deref().unwrap_or_default(), errs);
+    check_adapter_names_free(ws, inf, errs);
     if let Some(name) = inf.config.as_deref().filter(|n| !n.is_empty()) {
         let preset = inf.preset.as_ref().and_then(|p| Preset::find(&p.name));
         check_config(name, preset, ws.metadata.namespace.as_deref(), ctx, errs);
@@ -124,6 +125,25 @@ pub(super) fn check_adapters(adapters: &[AdapterSpec], errs: &mut FieldErrors) {
             errs.push(
                 format!("{path}.source.name"),
                 format!("Duplicate adapter source name found: {name}"),
+            );
+        }
+    }
+}
+
+/// Adapters become init containers beside the model server, which takes the Workspace's
+/// name, so an adapter may not take that name too.
+fn check_adapter_names_free(ws: &Workspace, inf: &InferenceSpec, errs: &mut FieldErrors) {
+    let Some(workspace) = ws.metadata.name.as_deref() else {
+        return;
+    };
+    for (i, adapter) in inf.adapters.iter().flatten().enumerate() {
+        if adapter.name() == workspace {
+            errs.push(
+                format!("inference.adapters[{i}].source.name"),
+                format!(
+                    "adapter name {workspace:?} is the Workspace's own name, which the model \
+                     server's container uses; choose another name"
+                ),
             );
         }
     }

@@ -306,12 +306,12 @@ pub async fn event<R: Request>(
             EventType::Normal
         },
         reason: reason.into(),
-        note: Some(kaito_api::conditions::trim_message(&note)),
+        note: Some(kaito_api::conditions::trim_event_note(&note)),
         action: reason.into(),
         secondary: None,
     };
     if let Err(error) = ctx.recorder.publish(&event, &request.object_ref(&())).await {
-        tracing::debug!(%error, reason, "Cannot publish event");
+        tracing::warn!(%error, reason, "Cannot publish event");
     }
 }
 

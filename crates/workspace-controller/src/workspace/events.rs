@@ -1,6 +1,9 @@
 //! Kubernetes Events for what users should see in `kubectl describe workspace`.
 
-use kaito_api::{Workspace, WorkspaceStatus, conditions::status as s};
+use kaito_api::{
+    Workspace, WorkspaceStatus,
+    conditions::{status as s, trim_event_note},
+};
 use kube::{
     Resource,
     runtime::events::{Event, EventType, Recorder},
@@ -19,7 +22,7 @@ async fn publish(
     let event = Event {
         type_,
         reason: reason.into(),
-        note: Some(note),
+        note: Some(trim_event_note(&note)),
         action: action.into(),
         secondary: None,
     };
@@ -28,7 +31,7 @@ async fn publish(
     // of Workspaces. These events mark condition changes, which seldom repeat within minutes.
     let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
     if let Err(e) = recorder.publish(&event, &ws.object_ref(&())).await {
-        tracing::debug!(error = %e, "Cannot publish event");
+        tracing::warn!(error = %e, "Cannot publish event");
     }
 }
 

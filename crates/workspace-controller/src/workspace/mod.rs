@@ -107,9 +107,14 @@ async fn run(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
         plan,
         ..Default::default()
     };
-    match ws.mode() {
-        WorkloadMode::Inference => workload::inference(ws, ctx, revision, &mut obs).await?,
-        WorkloadMode::Tuning => workload::tuning(ws, ctx, revision, &mut obs).await?,
+    let built = match ws.mode() {
+        WorkloadMode::Inference => workload::inference(ws, ctx, revision, &mut obs).await,
+        WorkloadMode::Tuning => workload::tuning(ws, ctx, revision, &mut obs).await,
+    };
+    match built {
+        // Retrying cannot fix what the API server refuses: say why on the Workspace instead.
+        Err(e) if e.is_invalid() => workload::refused(&mut obs, &e),
+        other => other?,
     }
     let state = report(ws, &obs, ctx).await?;
     Ok(match state {

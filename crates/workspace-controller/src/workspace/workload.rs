@@ -6,6 +6,7 @@ use k8s_openapi::api::{
 };
 use kaito_api::{
     Preset, Workspace,
+    conditions::reasons,
     labels::LABEL_WORKSPACE,
     templates::{TRAINING_CONFIG_KEY, default_training_config, default_tuning_config_map},
     workspace::TuningMethod,
@@ -66,6 +67,16 @@ fn selected_nodes(ctx: &Context, names: &[String]) -> Vec<std::sync::Arc<Node>> 
 
 fn blocked(obs: &mut Observed, error: Error) {
     obs.blocked = Some((error.category().to_owned(), error.to_string()));
+}
+
+/// Records that the API server refused an object built from the spec.
+pub fn refused(obs: &mut Observed, error: &Error) {
+    obs.blocked = Some((
+        reasons::WORKLOAD_INVALID.to_owned(),
+        format!(
+            "the API server refused the workload built from this spec; change the spec: {error}"
+        ),
+    ));
 }
 
 /// Services and the Deployment or StatefulSet of an inference Workspace.
