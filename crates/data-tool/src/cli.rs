@@ -79,6 +79,11 @@ pub struct DownloadArgs {
     #[arg(long, default_value_t = 2000)]
     pub retry_delay_ms: u64,
 
+    /// Let URLs, redirects and resolved host names reach loopback, private and link-local
+    /// addresses, which are refused otherwise (for local mirrors and tests).
+    #[arg(long, env = "KAITO_DATA_ALLOW_PRIVATE_ADDRESSES")]
+    pub allow_private_addresses: bool,
+
     /// http or https URLs; `DATA_URLS` may hold them instead, separated by spaces.
     #[arg(env = "DATA_URLS", required = true, value_name = "URL")]
     pub urls: Vec<String>,

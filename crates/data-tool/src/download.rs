@@ -5,13 +5,18 @@ use std::{
     collections::BTreeMap,
     fmt,
     fs::Permissions,
+    net::SocketAddr,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
-use kaito_api::validation::url_basename;
-use reqwest::StatusCode;
+use kaito_api::validation::{check_data_ip, check_data_url, url_basename};
+use reqwest::{
+    StatusCode,
+    dns::{Addrs, Name, Resolve, Resolving},
+};
 use tokio::{fs, io::AsyncWriteExt};
 use url::Url;
 
@@ -31,6 +36,8 @@ pub struct Options {
     pub files: Vec<(Url, String)>,
     /// Attempts per URL.
     pub retry: Retry,
+    /// Whether loopback, private and link-local addresses may be reached.
+    pub allow_private_addresses: bool,
 }
 
 impl TryFrom<DownloadArgs> for Options {
@@ -43,10 +50,21 @@ impl TryFrom<DownloadArgs> for Options {
             .iter()
             .flat_map(|u| u.split_whitespace())
             .collect();
+        let files = plan(&raw)?;
+        if !args.allow_private_addresses {
+            let refused: Vec<String> = files
+                .iter()
+                .filter_map(|(url, _)| check_data_url(url.as_str()).err())
+                .collect();
+            if !refused.is_empty() {
+                return Err(Error::InvalidArgument(refused.join("; ")));
+            }
+        }
         Ok(Options {
             dest: args.dest,
-            files: plan(&raw)?,
+            files,
             retry: Retry::new(args.attempts, args.retry_delay_ms),
+            allow_private_addresses: args.allow_private_addresses,
         })
     }
 }
@@ -165,7 +183,8 @@ pub async fn run(opts: &Options) -> Result<Vec<Downloaded>, Error> {
     fs::create_dir_all(&opts.dest)
         .await
         .map_err(io_error(format!("creating {}", opts.dest.display())))?;
-    let client = client().map_err(|e| Error::InvalidArgument(format!("HTTP client: {e}")))?;
+    let client = client(opts.allow_private_addresses)
+        .map_err(|e| Error::InvalidArgument(format!("HTTP client: {e}")))?;
     let mut saved = Vec::new();
     let mut failures = Vec::new();
     for (url, name) in &opts.files {
@@ -192,13 +211,67 @@ pub async fn run(opts: &Options) -> Result<Vec<Downloaded>, Error> {
     }
 }
 
-fn client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// Redirects followed per URL at most.
+const MAX_REDIRECTS: usize = 10;
+
+fn client(allow_private_addresses: bool) -> reqwest::Result<reqwest::Client> {
+    let builder = reqwest::Client::builder()
         .user_agent(concat!("kaito-data/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(30))
         // Datasets can be large: bound the silence between chunks, not the whole transfer.
-        .read_timeout(Duration::from_secs(120))
+        .read_timeout(Duration::from_secs(120));
+    if allow_private_addresses {
+        return builder.build();
+    }
+    // The webhook checked the URLs as written; a redirect or a host name may still lead to
+    // the node's metadata service or the cluster's network, so each hop and each resolved
+    // address is checked again here.
+    builder
+        .redirect(reqwest::redirect::Policy::custom(
+            |attempt| match redirect_allowed(attempt.previous().len(), attempt.url()) {
+                Ok(()) => attempt.follow(),
+                Err(reason) => attempt.error(reason),
+            },
+        ))
+        .dns_resolver(Arc::new(PublicAddressesOnly))
         .build()
+}
+
+/// Whether to follow a redirect to `url` after `followed` earlier ones.
+fn redirect_allowed(followed: usize, url: &Url) -> Result<(), String> {
+    if followed >= MAX_REDIRECTS {
+        return Err(format!("more than {MAX_REDIRECTS} redirects"));
+    }
+    check_data_url(url.as_str())
+        .map(drop)
+        .map_err(|reason| format!("redirect refused: {reason}"))
+}
+
+/// Resolves host names with the system resolver and keeps only the addresses training data
+/// may come from.
+struct PublicAddressesOnly;
+
+impl Resolve for PublicAddressesOnly {
+    fn resolve(&self, name: Name) -> Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = all
+                .iter()
+                .copied()
+                .filter(|a| check_data_ip(a.ip()).is_ok())
+                .collect();
+            if allowed.is_empty() {
+                let reason = all.first().map_or_else(
+                    || "no address".to_owned(),
+                    |a| check_data_ip(a.ip()).err().unwrap_or_default(),
+                );
+                return Err(format!("host {host} refused: {reason}").into());
+            }
+            let addrs: Addrs = Box::new(allowed.into_iter());
+            Ok(addrs)
+        })
+    }
 }
 
 async fn fetch_with_retries(
@@ -301,6 +374,35 @@ pub fn redact(url: &Url) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirects_to_local_or_metadata_addresses_are_refused() {
+        let public = Url::parse("https://data.example/d.csv").unwrap();
+        assert_eq!(redirect_allowed(0, &public), Ok(()));
+        for target in [
+            "http://169.254.169.254/latest/meta-data",
+            "http://127.0.0.1:8080/secret.txt",
+            "http://168.63.129.16/machine",
+            "file:///etc/passwd",
+        ] {
+            let err = redirect_allowed(0, &Url::parse(target).unwrap()).unwrap_err();
+            assert!(err.starts_with("redirect refused: "), "{target}: {err}");
+        }
+        let err = redirect_allowed(MAX_REDIRECTS, &public).unwrap_err();
+        assert!(err.contains("redirects"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn host_names_that_resolve_only_to_local_addresses_are_refused() {
+        // `localhost` resolves from /etc/hosts, so this needs no network.
+        let name: Name = "localhost".parse().unwrap();
+        let Err(err) = PublicAddressesOnly.resolve(name).await else {
+            panic!("localhost was resolved");
+        };
+        let text = err.to_string();
+        assert!(text.starts_with("host localhost refused: "), "{text}");
+        assert!(text.contains("loopback"), "{text}");
+    }
 
     #[test]
     fn files_are_named_after_the_last_path_segment_without_the_query() {

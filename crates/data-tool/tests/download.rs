@@ -60,8 +60,18 @@ async fn file_server() -> (String, Hits) {
     (base, hits)
 }
 
+/// Downloads as the tuning Job does, except that the test server on 127.0.0.1 is allowed.
 async fn download(dest: &std::path::Path, urls: &[&str]) -> Result<Vec<Downloaded>, Error> {
+    download_with(dest, &["--allow-private-addresses"], urls).await
+}
+
+async fn download_with(
+    dest: &std::path::Path,
+    flags: &[&str],
+    urls: &[&str],
+) -> Result<Vec<Downloaded>, Error> {
     let mut args = vec!["download", "--dest", arg(dest), "--retry-delay-ms", "5"];
+    args.extend_from_slice(flags);
     args.extend_from_slice(urls);
     let Command::Download(args) = parse(&args) else {
         unreachable!()
@@ -171,6 +181,7 @@ async fn the_binary_reads_its_urls_from_the_environment_and_exits_one_on_failure
 
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_kaito-data"))
         .args(["download", "--retry-delay-ms", "5", "--log-format", "json"])
+        .env("KAITO_DATA_ALLOW_PRIVATE_ADDRESSES", "true")
         .env("DATA_URLS", urls)
         .env("DATA_VOLUME_PATH", dest.path())
         .env("TERMINATION_LOG", termination_log.path())
@@ -204,4 +215,20 @@ async fn urls_of_other_schemes_are_refused_before_any_download() {
     assert_eq!(err.exit_code(), 2);
     assert!(err.to_string().contains("ftp://host/x"), "{err}");
     assert!(files_in(dest.path()).is_empty());
+}
+
+#[tokio::test]
+async fn local_addresses_are_refused_unless_allowed_before_any_download() {
+    let (base, hits) = file_server().await;
+    let dest = tempfile::tempdir().unwrap();
+    let url = format!("{base}/missing/eval.csv");
+    let err = download_with(dest.path(), &[], &[&url]).await.unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("127.0.0.1"), "{err}");
+    assert!(files_in(dest.path()).is_empty());
+    assert_eq!(
+        hits.missing.load(Ordering::SeqCst),
+        0,
+        "the server was asked"
+    );
 }

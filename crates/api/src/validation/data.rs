@@ -140,7 +140,7 @@ fn check_urls(urls: &[String], path: &str, errs: &mut FieldErrors) {
     let mut basenames = BTreeSet::new();
     for (i, raw) in urls.iter().enumerate() {
         let at = format!("{path}[{i}]");
-        match check_url(raw) {
+        match check_data_url(raw) {
             Err(message) => errs.push(at, message),
             Ok(url) => {
                 let base = url_basename(&url);
@@ -164,8 +164,9 @@ pub fn url_basename(url: &Url) -> String {
         .to_owned()
 }
 
-/// Rule 29: http(s) only, and never a local or metadata endpoint.
-fn check_url(raw: &str) -> Result<Url, String> {
+/// Rule 29: http(s) only, and never a local or metadata endpoint. The download step applies
+/// it again to every redirect it follows.
+pub fn check_data_url(raw: &str) -> Result<Url, String> {
     let url =
         Url::parse(raw.trim()).map_err(|e| format!("invalid data source URL {raw:?}: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -186,15 +187,18 @@ fn check_url(raw: &str) -> Result<Url, String> {
                 Ok(url)
             }
         }
-        Some(Host::Ipv4(ip)) => check_ip(IpAddr::V4(ip)).map(|()| url),
-        Some(Host::Ipv6(ip)) => check_ip(IpAddr::V6(ip)).map(|()| url),
+        Some(Host::Ipv4(ip)) => check_data_ip(IpAddr::V4(ip)).map(|()| url),
+        Some(Host::Ipv6(ip)) => check_data_ip(IpAddr::V6(ip)).map(|()| url),
     }
 }
 
-fn check_ip(ip: IpAddr) -> Result<(), String> {
+/// Whether training data may come from `ip`: not loopback, private, link-local, the
+/// cloud's platform endpoint, or any of these behind an IPv6 mapping. The download step
+/// applies it to every address a host name resolves to.
+pub fn check_data_ip(ip: IpAddr) -> Result<(), String> {
     let blocked = match ip {
         IpAddr::V4(v4) => is_blocked_v4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped().or_else(|| nat64_embedded(v6)) {
             Some(v4) => is_blocked_v4(v4),
             None => is_blocked_v6(v6),
         },
@@ -208,9 +212,20 @@ fn check_ip(ip: IpAddr) -> Result<(), String> {
     }
 }
 
+/// Azure's platform endpoint (wireserver), reachable from every VM.
+const AZURE_PLATFORM_ENDPOINT: Ipv4Addr = Ipv4Addr::new(168, 63, 129, 16);
+
+/// The IPv4 address inside an address of the well-known NAT64 prefix `64:ff9b::/96`.
+fn nat64_embedded(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0])
+        .then(|| Ipv4Addr::from((u32::from(s[6]) << 16) | u32::from(s[7])))
+}
+
 fn is_blocked_v4(ip: Ipv4Addr) -> bool {
     let [a, b, ..] = ip.octets();
-    ip.is_loopback()
+    ip == AZURE_PLATFORM_ENDPOINT
+        || ip.is_loopback()
         || ip.is_private()
         || ip.is_link_local()
         || ip.is_unspecified()

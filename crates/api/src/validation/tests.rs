@@ -398,6 +398,20 @@ fn r11_adapters_are_checked_on_create() {
 }
 
 #[test]
+fn an_adapter_may_not_take_the_workspace_name() {
+    admits(&phi3(&format!(
+        "  adapters:\n{}",
+        adapter("ws-phi-2", None)
+    )));
+    let w = phi3(&format!("  adapters:\n{}", adapter("ws-phi", None)));
+    denies(
+        &w,
+        "inference.adapters[0].source.name",
+        "the Workspace's own name",
+    );
+}
+
+#[test]
 fn adapter_sources_need_a_label_name_and_an_image() {
     let w = phi3("  adapters:\n  - strength: \"0.5\"\n");
     denies(&w, "inference.adapters[0].source", "missing field: Source");
@@ -539,6 +553,8 @@ fn r08_dataset_urls_must_be_public_http() {
         ("http://10.1.2.3/data.csv", "private"),
         ("http://[::1]/data.csv", "loopback"),
         ("http://metadata.google.internal/x", "metadata"),
+        ("http://168.63.129.16/machine", "private, or link-local"),
+        ("http://[64:ff9b::a9fe:a9fe]/x", "link-local"),
         ("not a url", "invalid data source URL"),
     ];
     for (url, phrase) in bad {
