@@ -218,7 +218,11 @@ impl System {
     /// Starts the stand-in and both controllers on `cluster`, and waits until they serve.
     pub async fn start(cluster: ClusterRef, options: Options) -> anyhow::Result<System> {
         let client = cluster.client()?;
-        let dir = tempfile::Builder::new().prefix("kaito-system-").tempdir()?;
+        // Inside the cluster's dir, so that a system kept in a static (never dropped) leaves
+        // nothing the cluster's own clean-up misses.
+        let dir = tempfile::Builder::new()
+            .prefix("system-")
+            .tempdir_in(cluster.temp_dir())?;
         let bins = options.bin_dir.clone().map_or_else(bin_dir, Ok)?;
         for ns in [WORKSPACE_NAMESPACE, PROVISIONER_NAMESPACE] {
             ensure_namespace(&client, ns).await?;

@@ -106,7 +106,15 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             "  {} get workspace -A",
             kaito_testenv::tools()?.kubectl.display()
         );
-        tokio::signal::ctrl_c().await?;
+        println!(
+            "Logs are in {}; metrics on http://127.0.0.1:{}/metrics (workspace controller) and \
+             http://127.0.0.1:{}/metrics (gpu-provisioner). The agent pools are printed here \
+             again whenever they change.",
+            system.log_dir().display(),
+            system.workspace_admin_port,
+            system.provisioner_admin_port,
+        );
+        watch_pools(&system).await?;
     }
     Ok(())
 }
@@ -198,6 +206,49 @@ async fn follow(
     }
 }
 
+/// The stand-in's agent pools as a table.
+fn pool_table(system: &System) -> String {
+    let mut table = format!(
+        "{:<14} {:<28} {:<12} WORKSPACE\n",
+        "NAME", "VMSIZE", "STATE"
+    );
+    for pool in system.sim.pools() {
+        let get = |p: &str| {
+            pool.pointer(p)
+                .and_then(|v| v.as_str())
+                .unwrap_or("-")
+                .to_owned()
+        };
+        table.push_str(&format!(
+            "{:<14} {:<28} {:<12} {}\n",
+            get("/name"),
+            get("/properties/vmSize"),
+            get("/properties/provisioningState"),
+            get("/properties/nodeLabels/kaito.sh~1workspace"),
+        ));
+    }
+    table
+}
+
+/// Until Ctrl-C, prints the agent pools again whenever they change: the stand-in lives in
+/// this process, so this is where they can be seen.
+async fn watch_pools(system: &System) -> anyhow::Result<()> {
+    let mut shown = pool_table(system);
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            done = tokio::signal::ctrl_c() => return Ok(done?),
+            _ = tick.tick() => {
+                let now = pool_table(system);
+                if now != shown {
+                    println!("\n== agent pools changed (from the AKS stand-in)\n{now}");
+                    shown = now;
+                }
+            }
+        }
+    }
+}
+
 /// Prints what the controllers built: node requests, agent pools, nodes, workloads, Service.
 fn print_chain(system: &System, kind: NodeRequestKind) -> anyhow::Result<()> {
     let requests = match kind {
@@ -212,22 +263,7 @@ fn print_chain(system: &System, kind: NodeRequestKind) -> anyhow::Result<()> {
             .1
     );
     println!("\n== agent pools (from the AKS stand-in)");
-    println!("{:<14} {:<28} {:<12} WORKSPACE", "NAME", "VMSIZE", "STATE");
-    for pool in system.sim.pools() {
-        let get = |p: &str| {
-            pool.pointer(p)
-                .and_then(|v| v.as_str())
-                .unwrap_or("-")
-                .to_owned()
-        };
-        println!(
-            "{:<14} {:<28} {:<12} {}",
-            get("/name"),
-            get("/properties/vmSize"),
-            get("/properties/provisioningState"),
-            get("/properties/nodeLabels/kaito.sh~1workspace"),
-        );
-    }
+    print!("{}", pool_table(system));
     println!("\n== nodes");
     let columns =
         "-Lkaito.sh/workspace,node.kubernetes.io/instance-type,kubernetes.azure.com/agentpool";
