@@ -134,31 +134,21 @@ pub mod status {
     pub const UNKNOWN: &str = "Unknown";
 }
 
-/// Longest message a condition may carry in this project (the API allows 32768).
+/// Longest message, in bytes, a condition or event carries in this project: the API server
+/// refuses longer event notes (conditions would allow 32768).
 pub const MAX_MESSAGE_LEN: usize = 1024;
 
-/// Cuts a message to [`MAX_MESSAGE_LEN`] characters at a character boundary.
+/// Cuts a message to [`MAX_MESSAGE_LEN`] bytes at a character boundary, marking the cut.
 pub fn trim_message(message: &str) -> String {
-    match message.char_indices().nth(MAX_MESSAGE_LEN) {
-        Some((cut, _)) => format!("{}…", &message[..cut]),
-        None => message.to_owned(),
-    }
-}
-
-/// Longest note, in bytes, the API server accepts on an event.
-pub const MAX_EVENT_NOTE_BYTES: usize = 1024;
-
-/// Cuts an event note to [`MAX_EVENT_NOTE_BYTES`] at a character boundary, marking the cut.
-pub fn trim_event_note(note: &str) -> String {
     const MARK: &str = "…";
-    if note.len() <= MAX_EVENT_NOTE_BYTES {
-        return note.to_owned();
+    if message.len() <= MAX_MESSAGE_LEN {
+        return message.to_owned();
     }
-    let mut end = MAX_EVENT_NOTE_BYTES - MARK.len();
-    while !note.is_char_boundary(end) {
+    let mut end = MAX_MESSAGE_LEN - MARK.len();
+    while !message.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}{MARK}", &note[..end])
+    format!("{}{MARK}", &message[..end])
 }
 
 /// A condition about to be written: the parts that decide whether it changed.
@@ -227,18 +217,6 @@ mod tests {
     }
 
     #[test]
-    fn event_notes_are_cut_to_what_the_api_server_takes() {
-        let short = "ResourceReady is True";
-        assert_eq!(trim_event_note(short), short);
-        let exact = "a".repeat(MAX_EVENT_NOTE_BYTES);
-        assert_eq!(trim_event_note(&exact), exact);
-        // Two-byte characters: a cut by characters would still be too long.
-        let cut = trim_event_note(&"é".repeat(MAX_EVENT_NOTE_BYTES));
-        assert!(cut.len() <= MAX_EVENT_NOTE_BYTES, "{}", cut.len());
-        assert!(cut.starts_with("éé") && cut.ends_with('…'));
-    }
-
-    #[test]
     fn unchanged_status_keeps_its_transition_time() {
         let first = NewCondition::new(types::INFERENCE_READY, status::TRUE, "R", "m")
             .into_condition(&[], 1, time(10));
@@ -252,10 +230,13 @@ mod tests {
     }
 
     #[test]
-    fn long_messages_are_trimmed_at_a_character_boundary() {
-        let long = "é".repeat(MAX_MESSAGE_LEN + 5);
-        let trimmed = trim_message(&long);
-        assert_eq!(trimmed.chars().count(), MAX_MESSAGE_LEN + 1);
+    fn long_messages_are_trimmed_to_the_byte_limit_at_a_character_boundary() {
         assert_eq!(trim_message("quota"), "quota");
+        let exact = "a".repeat(MAX_MESSAGE_LEN);
+        assert_eq!(trim_message(&exact), exact);
+        // Two-byte characters: a cut by characters would still be too long for an event.
+        let trimmed = trim_message(&"é".repeat(MAX_MESSAGE_LEN));
+        assert!(trimmed.len() <= MAX_MESSAGE_LEN, "{}", trimmed.len());
+        assert!(trimmed.starts_with("éé") && trimmed.ends_with('…'));
     }
 }

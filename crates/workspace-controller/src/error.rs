@@ -53,13 +53,11 @@ impl Error {
             Error::UnknownGpuCount(_) => "UnknownGpuCount",
         }
     }
-}
 
-impl Error {
     /// Whether the API server refused an object as invalid (422): a spec the webhook admitted
     /// that still cannot become a valid workload. Retrying cannot help until the spec changes.
     pub fn is_invalid(&self) -> bool {
-        matches!(self, Error::Kube { source: kube::Error::Api(s), .. } if s.code == 422)
+        self.category() == "Invalid"
     }
 }
 

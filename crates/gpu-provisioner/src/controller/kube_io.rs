@@ -306,7 +306,7 @@ pub async fn event<R: Request>(
             EventType::Normal
         },
         reason: reason.into(),
-        note: Some(kaito_api::conditions::trim_event_note(&note)),
+        note: Some(kaito_api::conditions::trim_message(&note)),
         action: reason.into(),
         secondary: None,
     };

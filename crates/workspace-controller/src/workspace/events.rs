@@ -2,7 +2,7 @@
 
 use kaito_api::{
     Workspace, WorkspaceStatus,
-    conditions::{status as s, trim_event_note},
+    conditions::{status as s, trim_message},
 };
 use kube::{
     Resource,
@@ -22,7 +22,7 @@ async fn publish(
     let event = Event {
         type_,
         reason: reason.into(),
-        note: Some(trim_event_note(&note)),
+        note: Some(trim_message(&note)),
         action: action.into(),
         secondary: None,
     };
