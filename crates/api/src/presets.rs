@@ -91,8 +91,18 @@ impl Preset {
 
     /// Names of all presets, comma-separated, for error messages.
     pub fn supported_list() -> String {
+        Self::names_where(|_| true)
+    }
+
+    /// Names of the presets that can be fine-tuned, comma-separated, for error messages.
+    pub fn tunable_list() -> String {
+        Self::names_where(Self::supports_tuning)
+    }
+
+    fn names_where(keep: impl Fn(&Preset) -> bool) -> String {
         PRESETS
             .iter()
+            .filter(|p| keep(p))
             .map(|p| p.name)
             .collect::<Vec<_>>()
             .join(", ")

@@ -44,7 +44,11 @@ pub(super) fn known_preset(
                 "Unsupported {what} preset name {}: {SUPPORTED_PRESETS_DOC}; supported presets \
                  are {}",
                 spec.name,
-                Preset::supported_list()
+                if what == "tuning" {
+                    Preset::tunable_list()
+                } else {
+                    Preset::supported_list()
+                }
             ),
         );
     }

@@ -145,6 +145,12 @@ fn r02_an_unknown_preset_is_denied_and_says_where_to_look() {
         p.name = "not-a-real-model".into();
     }
     denies(&t, "tuning.preset.name", "Unsupported tuning preset name");
+    let message = errors(validate_create(&t, &azure())).to_string();
+    assert!(message.contains("phi-3-mini-128k-instruct"), "{message}");
+    assert!(
+        !message.contains("falcon-40b-instruct"),
+        "an untunable preset is offered for tuning: {message}"
+    );
 }
 
 #[test]
@@ -154,6 +160,8 @@ fn r02_tuning_a_preset_without_tuning_support_is_denied() {
         p.name = "falcon-7b-instruct".into();
     }
     denies(&t, "tuning.preset.name", "does not support tuning");
+    let message = errors(validate_create(&t, &azure())).to_string();
+    assert!(message.contains("presets that do are phi-"), "{message}");
 }
 
 #[test]

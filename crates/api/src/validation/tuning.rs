@@ -2,6 +2,7 @@
 
 use super::{Context, FieldErrors, data, inference, tuning_config};
 use crate::{
+    presets::Preset,
     templates::{TRAINING_CONFIG_KEY, default_training_config},
     workspace::{ResourceSpec, TuningMethod, TuningSpec},
 };
@@ -20,7 +21,11 @@ pub(super) fn check(res: &ResourceSpec, tun: &TuningSpec, ctx: &Context, errs: &
                 if !preset.supports_tuning() {
                     errs.push(
                         "tuning.preset.name",
-                        format!("preset {} does not support tuning", preset.name),
+                        format!(
+                            "preset {} does not support tuning; presets that do are {}",
+                            preset.name,
+                            Preset::tunable_list()
+                        ),
                     );
                 }
                 inference::check_access(spec, preset, "tuning.preset", errs);
