@@ -38,6 +38,8 @@ demo: tools build ## Local cluster, AKS stand-in, both controllers; two Workspac
 demo-keep: tools build ## The demo, leaving the cluster running for kubectl
 	$(CARGO) run -q -p kaito-e2e --bin demo -- --keep
 
+# One build of all three, then the binary itself: `cargo run -p kaito-bench` alone would
+# resolve features anew and build every dependency a second time.
 bench: tools ## Benchmark both controllers (release build; BENCH_ARGS=--help for options)
-	$(CARGO) build --release --bins
-	$(CARGO) run --release -q -p kaito-bench -- $(BENCH_ARGS)
+	$(CARGO) build --release -p workspace-controller -p gpu-provisioner -p kaito-bench
+	$${CARGO_TARGET_DIR:-target}/release/kaito-bench $(BENCH_ARGS)

@@ -190,7 +190,8 @@ fn controller_binaries(args: &Args) -> anyhow::Result<(PathBuf, String)> {
         .unwrap_or_default();
     if profile != "release" && !args.allow_debug_build {
         bail!(
-            "the controllers in {} are not a release build: run `cargo build --release --bins` \
+            "the controllers in {} are not a release build: run `make bench`, or \
+             `cargo build --release -p workspace-controller -p gpu-provisioner -p kaito-bench` \
              and start target/release/kaito-bench (or pass --allow-debug-build)",
             dir.display()
         );
