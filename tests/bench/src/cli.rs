@@ -14,7 +14,7 @@ pub struct Args {
     pub output: PathBuf,
 
     /// Numbers of Workspaces applied at once, one run each, in this order.
-    #[arg(long, value_delimiter = ',', default_value = "1,100,1000")]
+    #[arg(long, value_delimiter = ',', default_value = "1,100,1000", value_parser = at_least_one)]
     pub scales: Vec<usize>,
 
     /// Workspaces applied one after another for the latency figures.
@@ -23,7 +23,7 @@ pub struct Args {
 
     /// Applies per second of the paced run (about what this machine's API server sustains,
     /// so the figures show the controllers rather than a queue).
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = positive_rate)]
     pub paced_rate: f64,
 
     /// Seconds to wait after the largest run before its settled figures are read (5 after
@@ -61,6 +61,24 @@ impl Args {
     }
 }
 
+/// A number of Workspaces for one run: zero would measure nothing.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("a run needs at least 1 Workspace".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("not a whole number: {e}")),
+    }
+}
+
+/// Applies per second: finite and above zero, or the paced run would never end.
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        Ok(_) => Err("the rate must be a number of applies per second above 0".to_owned()),
+        Err(e) => Err(format!("not a number: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +91,22 @@ mod tests {
         assert_eq!(args.output, PathBuf::from("target/bench/latest.json"));
         let args = Args::try_parse_from(["kaito-bench", "--scales", "5,10"]).unwrap();
         assert_eq!(args.scales, [5, 10]);
+    }
+
+    #[test]
+    fn runs_of_no_workspace_and_rates_of_zero_are_refused() {
+        for bad in [
+            ["--scales", "1,0"],
+            ["--scales", "abc"],
+            ["--paced-rate", "0"],
+            ["--paced-rate", "-1"],
+            ["--paced-rate", "NaN"],
+            ["--paced-rate", "inf"],
+        ] {
+            let parsed = Args::try_parse_from(std::iter::once("kaito-bench").chain(bad));
+            assert!(parsed.is_err(), "{bad:?} was accepted");
+        }
+        let args = Args::try_parse_from(["kaito-bench", "--paced-rate", "0.5"]).unwrap();
+        assert_eq!(args.paced_rate, 0.5);
     }
 }

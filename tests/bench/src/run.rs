@@ -451,7 +451,7 @@ impl Bench {
     /// Applies Workspaces one after another at a steady rate and measures their latencies.
     async fn paced(&mut self) -> anyhow::Result<Paced> {
         let n = self.args.paced;
-        let rate = self.args.paced_rate.max(0.1);
+        let rate = self.args.paced_rate;
         if n == 0 {
             return Ok(Paced::default());
         }
