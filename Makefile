@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help tools generate check-generated fmt lint build unit-test test demo demo-keep bench
+.PHONY: help tools generate check-generated fmt lint build unit-test test demo demo-keep bench bench-cluster-start
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -40,6 +40,13 @@ demo-keep: tools build ## The demo, leaving the cluster running for kubectl
 
 # One build of all three, then the binary itself: `cargo run -p kaito-bench` alone would
 # resolve features anew and build every dependency a second time.
+BENCH_BUILD = $(CARGO) build --release -p workspace-controller -p gpu-provisioner -p kaito-bench
+BENCH_BINS = $${CARGO_TARGET_DIR:-target}/release
+
 bench: tools ## Benchmark both controllers (release build; BENCH_ARGS=--help for options)
-	$(CARGO) build --release -p workspace-controller -p gpu-provisioner -p kaito-bench
-	$${CARGO_TARGET_DIR:-target}/release/kaito-bench $(BENCH_ARGS)
+	$(BENCH_BUILD)
+	$(BENCH_BINS)/kaito-bench $(BENCH_ARGS)
+
+bench-cluster-start: tools ## Median start time of the local cluster (BENCH_ARGS="--starts N")
+	$(BENCH_BUILD)
+	$(BENCH_BINS)/cluster-start $(BENCH_ARGS)

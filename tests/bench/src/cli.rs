@@ -18,7 +18,7 @@ pub struct Args {
     pub scales: Vec<usize>,
 
     /// Workspaces applied one after another for the latency figures.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = at_least_one)]
     pub paced: usize,
 
     /// Applies per second of the paced run (about what this machine's API server sustains,
@@ -70,12 +70,38 @@ fn at_least_one(text: &str) -> Result<usize, String> {
     }
 }
 
-/// Applies per second: finite and above zero, or the paced run would never end.
+/// Slowest and fastest paced rates, in applies per second: slower would take days, faster
+/// is no longer paced (and 1/rate must stay a usable interval).
+const RATES: (f64, f64) = (0.01, 1000.0);
+
+/// Applies per second, within [`RATES`].
 fn positive_rate(text: &str) -> Result<f64, String> {
+    let (slowest, fastest) = RATES;
     match text.trim().parse::<f64>() {
-        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
-        Ok(_) => Err("the rate must be a number of applies per second above 0".to_owned()),
+        Ok(rate) if (slowest..=fastest).contains(&rate) => Ok(rate),
+        Ok(_) => Err(format!(
+            "the rate must be between {slowest} and {fastest} applies per second"
+        )),
         Err(e) => Err(format!("not a number: {e}")),
+    }
+}
+
+/// The command that reruns the bench with the same flags (`argv` without the program name).
+pub fn reproduce_command(argv: &[String]) -> String {
+    let plain = |a: &String| {
+        a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.,=/:".contains(c))
+    };
+    if argv.is_empty() {
+        "make bench".to_owned()
+    } else if argv.iter().all(plain) {
+        format!("make bench BENCH_ARGS=\"{}\"", argv.join(" "))
+    } else {
+        let quoted: Vec<String> = argv
+            .iter()
+            .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+            .collect();
+        format!("target/release/kaito-bench {}", quoted.join(" "))
     }
 }
 
@@ -102,11 +128,28 @@ mod tests {
             ["--paced-rate", "-1"],
             ["--paced-rate", "NaN"],
             ["--paced-rate", "inf"],
+            ["--paced-rate", "1e10"],
+            ["--paced-rate", "1e-300"],
+            ["--paced", "0"],
         ] {
             let parsed = Args::try_parse_from(std::iter::once("kaito-bench").chain(bad));
             assert!(parsed.is_err(), "{bad:?} was accepted");
         }
         let args = Args::try_parse_from(["kaito-bench", "--paced-rate", "0.5"]).unwrap();
         assert_eq!(args.paced_rate, 0.5);
+    }
+
+    #[test]
+    fn the_reproduce_command_carries_the_flags() {
+        let argv = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(reproduce_command(&[]), "make bench");
+        assert_eq!(
+            reproduce_command(&argv(&["--scales", "1,10", "--paced", "20"])),
+            "make bench BENCH_ARGS=\"--scales 1,10 --paced 20\""
+        );
+        assert_eq!(
+            reproduce_command(&argv(&["--logs", "my logs"])),
+            "target/release/kaito-bench '--logs' 'my logs'"
+        );
     }
 }

@@ -40,14 +40,7 @@ impl Clock {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    kaito_testenv::install_crypto_provider();
-    match run(&args).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("demo failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    kaito_e2e::run_main("demo", run(&args)).await
 }
 
 async fn run(args: &Args) -> anyhow::Result<()> {
