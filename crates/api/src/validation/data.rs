@@ -7,7 +7,10 @@ use std::{
 
 use url::{Host, Url};
 
-use super::FieldErrors;
+use super::{
+    FieldErrors,
+    names::{check_secret_name, check_secret_names},
+};
 use crate::workspace::{DataDestination, DataSource};
 
 /// Host names that reach the machine itself or a cloud metadata service.
@@ -40,6 +43,11 @@ pub(super) fn check_source(src: &DataSource, path: &str, errs: &mut FieldErrors)
     if let Some(image) = &src.image {
         check_image(image, &format!("{path}.image"), "input", errs);
     }
+    check_secret_names(
+        src.image_pull_secrets.as_deref().unwrap_or_default(),
+        &format!("{path}.imagePullSecrets"),
+        errs,
+    );
     if let Some(urls) = &src.urls {
         check_urls(urls, &format!("{path}.urls"), errs);
     }
@@ -58,11 +66,12 @@ pub(super) fn check_destination(dst: &DataDestination, path: &str, errs: &mut Fi
         return;
     };
     check_image(image, &format!("{path}.image"), "output", errs);
-    if dst.image_push_secret.as_deref().is_none_or(str::is_empty) {
-        errs.push(
+    match dst.image_push_secret.as_deref().filter(|s| !s.is_empty()) {
+        None => errs.push(
             format!("{path}.imagePushSecret"),
             "Must specify imagePushSecret with destination image",
-        );
+        ),
+        Some(secret) => check_secret_name(secret, &format!("{path}.imagePushSecret"), errs),
     }
 }
 

@@ -2,7 +2,11 @@
 
 use std::collections::BTreeSet;
 
-use super::{Context, FieldErrors, data, names::is_dns1123_label, resource};
+use super::{
+    Context, FieldErrors, data,
+    names::{check_secret_name, check_secret_names, is_dns1123_label},
+    resource,
+};
 use crate::{
     presets::{Preset, SUPPORTED_PRESETS_DOC},
     templates::INFERENCE_CONFIG_KEY,
@@ -38,17 +42,21 @@ pub(super) fn known_preset(
 ) -> Option<&'static Preset> {
     let found = Preset::find(&spec.name);
     if found.is_none() {
+        let shown = if spec.name.trim().is_empty() {
+            "(empty)"
+        } else {
+            spec.name.as_str()
+        };
+        let (which, list) = if what == "tuning" {
+            ("presets that support tuning", Preset::tunable_list())
+        } else {
+            ("supported presets", Preset::supported_list())
+        };
         errs.push(
             format!("{path}.name"),
             format!(
-                "Unsupported {what} preset name {}: {SUPPORTED_PRESETS_DOC}; supported presets \
-                 are {}",
-                spec.name,
-                if what == "tuning" {
-                    Preset::tunable_list()
-                } else {
-                    Preset::supported_list()
-                }
+                "Unsupported {what} preset name {shown}: {SUPPORTED_PRESETS_DOC}; {which} are \
+                 {list}"
             ),
         );
     }
@@ -91,7 +99,19 @@ pub(super) fn check_access(spec: &PresetSpec, preset: &Preset, path: &str, errs:
             errs,
         );
     }
+    check_secret_names(
+        spec.image_pull_secrets(),
+        &format!("{path}.presetOptions.imagePullSecrets"),
+        errs,
+    );
     let secret = spec.model_access_secret();
+    if let Some(name) = secret {
+        check_secret_name(
+            name,
+            &format!("{path}.presetOptions.modelAccessSecret"),
+            errs,
+        );
+    }
     if preset.needs_model_access_secret && secret.is_none() {
         errs.push(
             format!("{path}.presetOptions.modelAccessSecret"),
@@ -178,6 +198,11 @@ fn check_adapter(adapter: &AdapterSpec, path: &str, errs: &mut FieldErrors) {
         ),
         Some(image) => data::check_image(image, &format!("{path}.source.image"), "adapter", errs),
     }
+    check_secret_names(
+        source.image_pull_secrets.as_deref().unwrap_or_default(),
+        &format!("{path}.source.imagePullSecrets"),
+        errs,
+    );
     if source.urls.is_some() || source.volume_source.is_some() {
         errs.push(
             format!("{path}.source"),

@@ -13,7 +13,9 @@ pub mod tuning_config;
 use std::{collections::BTreeMap, fmt};
 
 pub use data::{check_data_ip, check_data_url, url_basename};
-pub use names::{is_dns1035_label, is_dns1123_label, is_label_key, is_label_value};
+pub use names::{
+    is_dns1035_label, is_dns1123_label, is_dns1123_subdomain, is_label_key, is_label_value,
+};
 
 use crate::{
     sku::Cloud,

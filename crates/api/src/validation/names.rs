@@ -54,6 +54,34 @@ fn is_qualified_name_part(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// Whether `s` is a DNS-1123 subdomain, the form of Secret names: dot-separated parts of
+/// lowercase letters, digits and `-`, each starting and ending with a letter or digit, at most
+/// 253 characters in all.
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns1123_part)
+}
+
+/// A Secret the workload will mount or pull with must have a name the API server accepts;
+/// otherwise the Workspace would fail only after its GPU nodes were paid for.
+pub(super) fn check_secret_name(name: &str, path: &str, errs: &mut FieldErrors) {
+    if !is_dns1123_subdomain(name) {
+        errs.push(
+            path,
+            format!(
+                "invalid Secret name {name:?}: use lowercase letters, digits, '-' and '.', \
+                 starting and ending with a letter or digit, at most 253 characters"
+            ),
+        );
+    }
+}
+
+/// [`check_secret_name`] for each entry of a list at `path`.
+pub(super) fn check_secret_names(names: &[String], path: &str, errs: &mut FieldErrors) {
+    for (i, name) in names.iter().enumerate() {
+        check_secret_name(name, &format!("{path}[{i}]"), errs);
+    }
+}
+
 fn is_dns1123_part(s: &str) -> bool {
     s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()) && is_label_body(s)
 }

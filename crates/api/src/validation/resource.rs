@@ -78,17 +78,24 @@ pub(super) fn known_sku(res: &ResourceSpec, cloud: Cloud, errs: &mut FieldErrors
     sku
 }
 
-/// Rules 6 to 8: the preset's GPUs and memory fit on `count` nodes of the SKU.
-pub(super) fn check_fit(res: &ResourceSpec, sku: Sku, preset: &Preset, errs: &mut FieldErrors) {
-    let path = "resource.instanceType";
+/// Whether the SKU has NVIDIA GPUs, which every preset runs on; reports it when not.
+pub(super) fn check_nvidia(sku: Sku, preset: &Preset, errs: &mut FieldErrors) -> bool {
     if !sku.is_nvidia() {
         errs.push(
-            path,
+            "resource.instanceType",
             format!(
                 "instance type {} has {} accelerators; preset {} needs NVIDIA GPUs",
                 sku.name, sku.row.gpu_model, preset.name
             ),
         );
+    }
+    sku.is_nvidia()
+}
+
+/// Rules 6 to 8: the preset's GPUs and memory fit on `count` nodes of the SKU.
+pub(super) fn check_fit(res: &ResourceSpec, sku: Sku, preset: &Preset, errs: &mut FieldErrors) {
+    let path = "resource.instanceType";
+    if !check_nvidia(sku, preset, errs) {
         return;
     }
     let count = u64::try_from(res.count().max(1)).unwrap_or(1);

@@ -67,8 +67,13 @@ fn filled_seed() -> Workspace {
 fn the_seed_as_written_is_denied_for_its_uppercase_output_repository() {
     let seed = ws(SEED);
     let errs = errors(validate_create(&seed, &azure()));
-    assert_eq!(errs.0.len(), 1, "{errs}");
-    assert_eq!(errs.0[0].path, "tuning.output.image");
+    let paths: Vec<&str> = errs.0.iter().map(|e| e.path.as_str()).collect();
+    // The placeholder Secret name is not a name the API server would take either.
+    assert_eq!(
+        paths,
+        ["tuning.output.image", "tuning.output.imagePushSecret"],
+        "{errs}"
+    );
     assert!(
         errs.0[0]
             .message
@@ -144,7 +149,11 @@ fn r02_an_unknown_preset_is_denied_and_says_where_to_look() {
     if let Some(p) = t.spec.tuning.as_mut().and_then(|t| t.preset.as_mut()) {
         p.name = "not-a-real-model".into();
     }
-    denies(&t, "tuning.preset.name", "Unsupported tuning preset name");
+    denies(
+        &t,
+        "tuning.preset.name",
+        "presets that support tuning are phi-",
+    );
     let message = errors(validate_create(&t, &azure())).to_string();
     assert!(message.contains("phi-3-mini-128k-instruct"), "{message}");
     assert!(
@@ -162,6 +171,45 @@ fn r02_tuning_a_preset_without_tuning_support_is_denied() {
     denies(&t, "tuning.preset.name", "does not support tuning");
     let message = errors(validate_create(&t, &azure())).to_string();
     assert!(message.contains("presets that do are phi-"), "{message}");
+}
+
+#[test]
+fn tuning_needs_a_known_nvidia_instance_type() {
+    let mut t = filled_seed();
+    t.spec.resource.instance_type = Some("Standard_Q1_v1".into());
+    denies(
+        &t,
+        "resource.instanceType",
+        "Unsupported instance type Standard_Q1_v1. Supported SKUs: ",
+    );
+    t.spec.resource.instance_type = Some("Standard_NV32as_v4".into());
+    denies(&t, "resource.instanceType", "needs NVIDIA GPUs");
+    t.spec.resource.instance_type = Some("standard_nc24ads_a100_v4".into());
+    admits(&t);
+}
+
+#[test]
+fn an_untunable_preset_gets_one_error_not_advice_on_access() {
+    let mut t = filled_seed();
+    if let Some(p) = t.spec.tuning.as_mut().and_then(|t| t.preset.as_mut()) {
+        p.name = "llama-2-7b".into();
+    }
+    let errs = errors(validate_create(&t, &azure()));
+    assert_eq!(errs.0.len(), 1, "{errs}");
+    assert_eq!(errs.0[0].path, "tuning.preset.name");
+}
+
+#[test]
+fn an_empty_preset_name_is_called_empty() {
+    let mut t = filled_seed();
+    if let Some(p) = t.spec.tuning.as_mut().and_then(|t| t.preset.as_mut()) {
+        p.name = String::new();
+    }
+    denies(
+        &t,
+        "tuning.preset.name",
+        "Unsupported tuning preset name (empty): ",
+    );
 }
 
 #[test]
@@ -369,6 +417,67 @@ fn gated_presets_need_a_model_access_secret_and_others_refuse_one() {
         "inference.preset.presetOptions.modelAccessSecret",
         "does not require",
     );
+}
+
+#[test]
+fn secret_names_must_be_names_the_api_server_accepts() {
+    // The seed's placeholder, as a newcomer might leave it after fixing only the image.
+    let mut t = filled_seed();
+    if let Some(tun) = t.spec.tuning.as_mut() {
+        tun.output.image_push_secret = Some("ACR_REGISTRY_SECRET_HERE".into());
+        tun.input.image_pull_secrets = Some(vec!["ok".into(), "bad_name".into()]);
+    }
+    denies(
+        &t,
+        "tuning.output.imagePushSecret",
+        "invalid Secret name \"ACR_REGISTRY_SECRET_HERE\"",
+    );
+    denies(
+        &t,
+        "tuning.input.imagePullSecrets[1]",
+        "invalid Secret name",
+    );
+    let errs = errors(validate_create(&t, &azure()));
+    assert!(!errs.has_path("tuning.input.imagePullSecrets[0]"), "{errs}");
+    denies(
+        &phi3("    presetOptions:\n      imagePullSecrets: [\"-x\"]\n"),
+        "inference.preset.presetOptions.imagePullSecrets[0]",
+        "invalid Secret name",
+    );
+    let mut gated = inference(
+        "ws",
+        "resource:\n  instanceType: Standard_NC24ads_A100_v4\n  labelSelector:\n    \
+         matchLabels: {a: b}\ninference:\n  preset:\n    name: llama-3.1-8b-instruct\n    \
+         presetOptions: {modelAccessSecret: HF.Token}\n",
+    );
+    denies(
+        &gated,
+        "inference.preset.presetOptions.modelAccessSecret",
+        "invalid Secret name",
+    );
+    if let Some(p) = gated
+        .spec
+        .inference
+        .as_mut()
+        .and_then(|i| i.preset.as_mut())
+    {
+        p.preset_options = Some(crate::workspace::PresetOptions {
+            model_access_secret: Some("hf.token-1".into()),
+            image_pull_secrets: Some(vec!["acr.pull".into()]),
+            ..Default::default()
+        });
+    }
+    admits(&gated);
+}
+
+#[test]
+fn dns_subdomains_are_lowercase_dotted_labels() {
+    for good in ["a", "a.b", "acr-push", "0.x-1", &"a".repeat(253)] {
+        assert!(is_dns1123_subdomain(good), "{good}");
+    }
+    for bad in ["", "A", "a_b", "-a", "a-", "a..b", ".a", &"a".repeat(254)] {
+        assert!(!is_dns1123_subdomain(bad), "{bad}");
+    }
 }
 
 fn adapter(name: &str, strength: Option<&str>) -> String {

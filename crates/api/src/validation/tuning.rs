@@ -1,6 +1,6 @@
 //! Rules on `tuning`: preset, method, parameters, input and output.
 
-use super::{Context, FieldErrors, data, inference, tuning_config};
+use super::{Context, FieldErrors, data, inference, resource, tuning_config};
 use crate::{
     presets::Preset,
     templates::{TRAINING_CONFIG_KEY, default_training_config},
@@ -18,7 +18,13 @@ pub(super) fn check(res: &ResourceSpec, tun: &TuningSpec, ctx: &Context, errs: &
         None => errs.push("tuning.preset", "missing field: Preset"),
         Some(spec) => {
             if let Some(preset) = inference::known_preset(spec, "tuning.preset", "tuning", errs) {
-                if !preset.supports_tuning() {
+                if preset.supports_tuning() {
+                    // An unknown or CPU-only size would leave the Job without a GPU for good.
+                    if let Some(sku) = resource::known_sku(res, ctx.cloud, errs) {
+                        resource::check_nvidia(sku, preset, errs);
+                    }
+                    inference::check_access(spec, preset, "tuning.preset", errs);
+                } else {
                     errs.push(
                         "tuning.preset.name",
                         format!(
@@ -28,7 +34,6 @@ pub(super) fn check(res: &ResourceSpec, tun: &TuningSpec, ctx: &Context, errs: &
                         ),
                     );
                 }
-                inference::check_access(spec, preset, "tuning.preset", errs);
             }
         }
     }
