@@ -228,7 +228,12 @@ async fn validate(
     let resp = match result {
         Ok(()) => resp,
         Err(errors) => {
-            tracing::info!(workspace = ?new.metadata.name, reason = %errors, "Denied workspace");
+            tracing::info!(
+                namespace = req.namespace.as_deref().unwrap_or_default(),
+                workspace = req.name.as_str(),
+                reason = %errors,
+                "Denied workspace"
+            );
             resp.deny(errors.to_string())
         }
     };

@@ -74,18 +74,33 @@ fn node_request_condition(kind: NodeRequestKind, plan: &NodePlan) -> NewConditio
         let msg = format!("{} of {} nodes ready", plan.selected.len(), plan.needed);
         return NewCondition::new(ty, s::TRUE, r::INSTALL_NODE_PLUGINS_SUCCESS, msg);
     }
-    let waiting = plan.active_requests.max(plan.to_create);
-    let detail = plan
-        .pending_request
-        .as_ref()
-        .map(|(reason, msg)| format!(": {reason} {msg}").trim_end().to_owned())
-        .unwrap_or_default();
-    NewCondition::new(
-        ty,
-        s::UNKNOWN,
-        pending,
-        format!("waiting for {waiting} {noun}{detail}"),
-    )
+    let all_ready = plan.to_create == 0
+        && plan.active_requests > 0
+        && plan.ready_requests >= plan.active_requests;
+    let message = if all_ready {
+        // The requests are done; what is missing is on their nodes.
+        let nodes = if plan.waiting_for_gpus.is_empty() {
+            "their nodes".to_owned()
+        } else {
+            format!(
+                "nvidia.com/gpu on nodes {}",
+                plan.waiting_for_gpus.join(", ")
+            )
+        };
+        format!(
+            "{} of {} {noun} ready; waiting for {nodes}",
+            plan.ready_requests, plan.active_requests
+        )
+    } else {
+        let waiting = plan.active_requests.max(plan.to_create);
+        let detail = plan
+            .pending_request
+            .as_ref()
+            .map(|(reason, msg)| format!(": {reason} {msg}").trim_end().to_owned())
+            .unwrap_or_default();
+        format!("waiting for {waiting} {noun}{detail}")
+    };
+    NewCondition::new(ty, s::UNKNOWN, pending, message)
 }
 
 fn resource_condition(plan: &NodePlan) -> NewCondition {

@@ -105,6 +105,30 @@ fn r04_a_failed_launch_shows_the_cloud_message_on_resource_ready() {
 }
 
 #[test]
+fn ready_machines_on_nodes_without_gpus_say_what_is_missing() {
+    let plan = NodePlan {
+        needed: 1,
+        active_requests: 1,
+        ready_requests: 1,
+        waiting_for_gpus: vec!["aks-n1".into()],
+        ..Default::default()
+    };
+    let obs = Observed {
+        plan,
+        job: None,
+        ..Default::default()
+    };
+    let st = compute(&ws("tuning"), &obs, NodeRequestKind::Machine, now());
+    let machine = get(&st, "MachineReady");
+    assert_eq!(machine.status, "Unknown");
+    assert_eq!(
+        machine.message,
+        "1 of 1 machines ready; waiting for nvidia.com/gpu on nodes aks-n1"
+    );
+    assert!(get(&st, "ResourceReady").message.contains("aks-n1"));
+}
+
+#[test]
 fn r07_inference_ready_follows_the_pods_and_the_state_becomes_not_ready() {
     let mut w = ws("inference");
     let serving = Observed {
