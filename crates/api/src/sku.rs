@@ -23,6 +23,13 @@ impl Cloud {
         }
     }
 
+    /// The spelling an instance type is stored under: the catalog's when it knows the type
+    /// (whatever the case), otherwise the name without surrounding spaces.
+    pub fn canonical_instance_type(self, name: &str) -> String {
+        self.sku(name)
+            .map_or_else(|| name.trim().to_owned(), |sku| sku.name.to_owned())
+    }
+
     /// Looks an instance type up, ignoring case.
     pub fn sku(self, name: &str) -> Option<Sku> {
         self.catalog().iter().find_map(|row| {
@@ -136,6 +143,12 @@ impl Sku {
     pub fn is_nvidia(&self) -> bool {
         self.row.vendor == Vendor::Nvidia
     }
+}
+
+/// Whether two instance type names mean the same size: equal but for case and surrounding
+/// spaces, as a node's `node.kubernetes.io/instance-type` label is matched against a spec.
+pub fn same_instance_type(a: &str, b: &str) -> bool {
+    a.trim().eq_ignore_ascii_case(b.trim())
 }
 
 const fn row(

@@ -5,7 +5,7 @@ use crate::{
     labels::RESERVED_SELECTOR_KEYS,
     presets::Preset,
     selector,
-    sku::{Cloud, Sku},
+    sku::{self, Cloud, Sku},
     workspace::ResourceSpec,
 };
 
@@ -163,10 +163,7 @@ pub(super) fn check_update(old: &ResourceSpec, new: &ResourceSpec, errs: &mut Fi
     if old.count() != new.count() {
         errs.push("resource.count", "field is immutable");
     }
-    if !old
-        .instance_type()
-        .eq_ignore_ascii_case(new.instance_type())
-    {
+    if !sku::same_instance_type(old.instance_type(), new.instance_type()) {
         errs.push(
             "resource.instanceType",
             "field is immutable: instanceType cannot be changed",

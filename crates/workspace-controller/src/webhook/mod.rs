@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 use axum::{Json, Router, extract::State, routing::post};
 use axum_server::tls_rustls::RustlsConfig;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kaito_api::{Cloud, Workspace, WorkspaceSpec, WorkspaceStatus, defaults, validation};
+use kaito_api::{Cloud, Workspace, WorkspaceSpec, WorkspaceStatus, defaults, sku, validation};
 use kube::{
     Api, Client,
     core::{
@@ -240,8 +240,11 @@ async fn validate(
     Json(resp.into_review())
 }
 
-async fn mutate(Json(body): Json<serde_json::Value>) -> Json<AdmissionReview<DynamicObject>> {
-    let Parsed { req, new, .. } = match parse(body) {
+async fn mutate(
+    State(h): State<Arc<Handler>>,
+    Json(body): Json<serde_json::Value>,
+) -> Json<AdmissionReview<DynamicObject>> {
+    let Parsed { req, new, old } = match parse(body) {
         Ok(parts) => parts,
         Err(resp) => return Json(resp.into_review()),
     };
@@ -250,7 +253,9 @@ async fn mutate(Json(body): Json<serde_json::Value>) -> Json<AdmissionReview<Dyn
         return Json(resp.into_review());
     };
     let raw = serde_json::to_value(raw).unwrap_or_default();
-    let defaulted = serde_json::to_value(defaults::defaulted(&new).spec).unwrap_or_default();
+    let mut spec = defaults::defaulted(&new).spec;
+    spell_instance_type(&mut spec, old.as_ref(), h.cloud);
+    let defaulted = serde_json::to_value(spec).unwrap_or_default();
     let patch = defaulting_patch(&raw, &defaulted);
     let resp = if patch.0.is_empty() {
         resp
@@ -261,6 +266,23 @@ async fn mutate(Json(body): Json<serde_json::Value>) -> Json<AdmissionReview<Dyn
         }
     };
     Json(resp.into_review())
+}
+
+/// Stores the instance type in one spelling, so that nodes match it and the spec's hash does
+/// not change with its case: the catalog's on create, and the stored one on an update that
+/// only changes case or spaces (which would otherwise run the workload again).
+fn spell_instance_type(spec: &mut WorkspaceSpec, old: Option<&Workspace>, cloud: Cloud) {
+    let Some(name) = spec.resource.instance_type.as_deref() else {
+        return;
+    };
+    let stored = old
+        .and_then(|o| o.spec.resource.instance_type.as_deref())
+        .filter(|o| sku::same_instance_type(o, name));
+    let spelled = match stored {
+        Some(stored) => stored.to_owned(),
+        None => cloud.canonical_instance_type(name),
+    };
+    spec.resource.instance_type = Some(spelled);
 }
 
 /// The patch turning the spec fields of the object as sent into their defaulted form.

@@ -88,7 +88,7 @@ async fn a_count_too_large_for_its_type_is_denied_with_its_field() {
     let mut obj = seed("myacr.azurecr.io/phi3-adapter:0.0.1");
     obj["resource"]["count"] = serde_json::json!(2_147_483_648_u64);
     for resp in [
-        response(mutate(Json(review("CREATE", obj.clone(), None))).await),
+        response(mutate(handler(), Json(review("CREATE", obj.clone(), None))).await),
         response(validate(handler(), Json(review("CREATE", obj, None))).await),
     ] {
         assert_eq!(resp["allowed"], false);
@@ -110,7 +110,7 @@ async fn updates_that_only_touch_metadata_are_admitted_even_for_old_bad_objects(
 #[tokio::test]
 async fn defaulting_lowercases_the_method_and_fills_the_count() {
     let body = review("CREATE", seed("myacr.azurecr.io/phi3-adapter:0.0.1"), None);
-    let resp = response(mutate(Json(body)).await);
+    let resp = response(mutate(handler(), Json(body)).await);
     assert_eq!(resp["allowed"], true);
     assert_eq!(resp["patchType"], "JSONPatch");
     let patch = patch_bytes(&resp["patch"]);
@@ -133,4 +133,44 @@ fn patch_bytes(v: &serde_json::Value) -> Vec<u8> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+fn patched_instance_type(resp: &serde_json::Value) -> Option<String> {
+    let ops: serde_json::Value =
+        serde_json::from_slice(&patch_bytes(&resp["patch"])).expect("patch json");
+    ops.as_array()?
+        .iter()
+        .find(|op| op["path"] == "/resource/instanceType")
+        .map(|op| op["value"].as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn instance_types_are_stored_in_the_catalog_spelling_and_keep_it_on_update() {
+    let mut obj = seed("myacr.azurecr.io/phi3-adapter:0.0.1");
+    obj["resource"]["instanceType"] = serde_json::json!(" standard_nc6s_v3 ");
+    let resp = response(mutate(handler(), Json(review("CREATE", obj.clone(), None))).await);
+    assert_eq!(
+        patched_instance_type(&resp).as_deref(),
+        Some("Standard_NC6s_v3"),
+        "{resp}"
+    );
+    // A stored spelling from before stays, so a case-only edit changes nothing.
+    let mut old = obj.clone();
+    old["resource"]["instanceType"] = serde_json::json!("standard_nc6s_v3");
+    let mut new = obj.clone();
+    new["resource"]["instanceType"] = serde_json::json!("Standard_NC6s_v3");
+    let resp = response(mutate(handler(), Json(review("UPDATE", new, Some(old)))).await);
+    assert_eq!(
+        patched_instance_type(&resp).as_deref(),
+        Some("standard_nc6s_v3"),
+        "{resp}"
+    );
+    // An unknown size is only trimmed; validation decides about it.
+    obj["resource"]["instanceType"] = serde_json::json!(" Standard_D4s_v3");
+    let resp = response(mutate(handler(), Json(review("CREATE", obj, None))).await);
+    assert_eq!(
+        patched_instance_type(&resp).as_deref(),
+        Some("Standard_D4s_v3"),
+        "{resp}"
+    );
 }

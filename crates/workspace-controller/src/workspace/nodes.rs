@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::Node;
-use kaito_api::{Cloud, NodeRequest, Workspace, karpenter::StepCondition, labels, selector};
+use kaito_api::{Cloud, NodeRequest, Workspace, karpenter::StepCondition, labels, selector, sku};
 
 use super::placement::node_gpus;
 
@@ -133,7 +133,7 @@ pub fn plan(
         .filter(|n| {
             let name = n.metadata.name.as_deref().unwrap_or_default();
             preferred.contains(name)
-                || instance_type(n).is_some_and(|t| t.eq_ignore_ascii_case(res.instance_type()))
+                || instance_type(n).is_some_and(|t| sku::same_instance_type(t, res.instance_type()))
         })
         .collect();
     let rank = |n: &Node| {
