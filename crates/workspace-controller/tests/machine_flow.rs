@@ -394,6 +394,49 @@ async fn a_workload_the_api_server_refuses_is_reported_on_the_workspace_and_in_a
 }
 
 #[tokio::test]
+async fn a_spec_that_already_ran_keeps_running_when_rules_grow_and_a_new_one_is_held() {
+    let env = env(KIND).await;
+    let ns = "grown-rules";
+    ensure_namespace(&env.client, ns).await;
+    // Admitted without the webhook: a Secret name today's rules refuse.
+    let with_bad_secret = |name: &str| {
+        phi3(name, name) + "    presetOptions:\n      imagePullSecrets: [\"Old_Style_Name\"]\n"
+    };
+    create_workspace(&env.client, ns, &with_bad_secret("ws-new")).await;
+
+    // The same spec, stamped with the hash a controller writes once it has run it.
+    let mut ran: Workspace = yaml_serde::from_str(&with_bad_secret("ws-ran")).unwrap();
+    let hash = workspace_controller::workspace::revision::spec_hash(
+        &kaito_api::defaults::defaulted(&ran).spec,
+    )
+    .unwrap();
+    ran.annotations_mut()
+        .insert(kaito_api::labels::ANNOTATION_HASH.into(), hash);
+    ran.metadata.namespace = Some(ns.into());
+    Api::<Workspace>::namespaced(env.client.clone(), ns)
+        .create(&Default::default(), &ran)
+        .await
+        .unwrap();
+
+    wait_condition(&env.client, ns, "ws-ran", "WorkspaceReady", "True").await;
+    let held = wait_condition(&env.client, ns, "ws-new", "WorkspaceReady", "False").await;
+    let ready = support::condition(&held, "WorkspaceReady").unwrap();
+    assert_eq!(ready.reason, "InvalidSpec", "{}", ready.message);
+    assert!(
+        ready
+            .message
+            .contains("inference.preset.presetOptions.imagePullSecrets[0]"),
+        "{}",
+        ready.message
+    );
+    let state = held.status.as_ref().and_then(|s| s.state);
+    assert_eq!(state, Some(kaito_api::workspace::WorkspaceState::Pending));
+    assert!(machines_of(&env.client, ns, "ws-new").await.is_empty());
+    delete_and_wait_clean(&env.client, ns, "ws-new").await;
+    delete_and_wait_clean(&env.client, ns, "ws-ran").await;
+}
+
+#[tokio::test]
 async fn r04_a_quota_failure_shows_on_the_workspace_and_clears_when_the_quota_is_raised() {
     let env = env(KIND).await;
     let (ns, name) = ("quota", "ws-big");

@@ -23,7 +23,7 @@ use std::{
 use k8s_openapi::{api::core::v1::Node, jiff::Timestamp};
 use kaito_api::{
     Workspace, defaults,
-    labels::{LABEL_ACCELERATOR, WORKSPACE_FINALIZER},
+    labels::{ANNOTATION_HASH, LABEL_ACCELERATOR, WORKSPACE_FINALIZER},
     validation,
     workspace::{WorkloadMode, WorkspaceState},
 };
@@ -90,7 +90,18 @@ async fn run(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
         cloud: ctx.config.cloud,
         config_maps: None,
     };
-    if let Err(errors) = validation::validate_create(ws, &vctx) {
+    // A spec this controller already ran stays runnable when a later version adds rules;
+    // rules judge new specs, which the webhook also saw.
+    let already_ran = ws
+        .annotations()
+        .get(ANNOTATION_HASH)
+        .is_some_and(|h| revision::spec_hash(&ws.spec).is_ok_and(|now| &now == h));
+    let verdict = if already_ran {
+        Ok(())
+    } else {
+        validation::validate_create(ws, &vctx)
+    };
+    if let Err(errors) = verdict {
         let obs = status::Observed {
             invalid: Some(errors.to_string()),
             ..Default::default()

@@ -11,7 +11,7 @@ use kaito_api::{
     NodeRequestKind, Preset, Workspace, WorkspaceStatus,
     conditions::{NewCondition, find, reasons as r, status as s, types as t},
     labels::FIELD_MANAGER_WORKSPACE,
-    workspace::WorkspaceState,
+    workspace::{WorkloadMode, WorkspaceState},
 };
 use kube::{
     Api, ResourceExt,
@@ -277,8 +277,13 @@ pub fn compute(
         return deleting(old, generation, now);
     }
     let mut conds = Vec::new();
-    let mut state = old.state;
+    let state;
     if let Some(message) = &obs.invalid {
+        // The state agrees with the summary: this spec will not run as it is.
+        state = Some(match ws.mode() {
+            WorkloadMode::Inference => inference_state(false, old.state),
+            WorkloadMode::Tuning => WorkspaceState::Failed,
+        });
         let summary = NewCondition::new(
             t::WORKSPACE_SUCCEEDED,
             s::FALSE,

@@ -245,4 +245,15 @@ fn an_invalid_spec_is_reported_on_the_summary() {
     };
     let st = compute(&ws("inference"), &obs, NodeRequestKind::Machine, now());
     assert_eq!(get(&st, "WorkspaceReady").reason, "InvalidSpec");
+    assert_eq!(st.state, Some(WorkspaceState::Pending));
+    // A Workspace that was serving does not keep saying Ready beside WorkspaceReady=False.
+    let mut was_ready = ws("inference");
+    was_ready.status = Some(WorkspaceStatus {
+        state: Some(WorkspaceState::Ready),
+        ..Default::default()
+    });
+    let st = compute(&was_ready, &obs, NodeRequestKind::Machine, now());
+    assert_eq!(st.state, Some(WorkspaceState::NotReady));
+    let st = compute(&ws("tuning"), &obs, NodeRequestKind::Machine, now());
+    assert_eq!(st.state, Some(WorkspaceState::Failed));
 }
