@@ -105,7 +105,7 @@ pub(super) fn check_access(spec: &PresetSpec, preset: &Preset, path: &str, errs:
         errs,
     );
     let secret = spec.model_access_secret();
-    if let Some(name) = secret {
+    if let Some(name) = secret.filter(|_| preset.needs_model_access_secret) {
         check_secret_name(
             name,
             &format!("{path}.presetOptions.modelAccessSecret"),

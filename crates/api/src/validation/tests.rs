@@ -170,7 +170,10 @@ fn r02_tuning_a_preset_without_tuning_support_is_denied() {
     }
     denies(&t, "tuning.preset.name", "does not support tuning");
     let message = errors(validate_create(&t, &azure())).to_string();
-    assert!(message.contains("presets that do are phi-"), "{message}");
+    assert!(
+        message.contains("does not support tuning; presets that support tuning are phi-"),
+        "{message}"
+    );
 }
 
 #[test]

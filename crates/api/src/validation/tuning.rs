@@ -28,7 +28,7 @@ pub(super) fn check(res: &ResourceSpec, tun: &TuningSpec, ctx: &Context, errs: &
                     errs.push(
                         "tuning.preset.name",
                         format!(
-                            "preset {} does not support tuning; presets that do are {}",
+                            "preset {} does not support tuning; presets that support tuning are {}",
                             preset.name,
                             Preset::tunable_list()
                         ),
