@@ -103,7 +103,10 @@ async fn run(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
     };
     if let Err(errors) = verdict {
         let obs = status::Observed {
-            invalid: Some(errors.to_string()),
+            invalid: Some(format!(
+                "{errors}; change the spec, or delete and recreate the Workspace where the \
+                 field cannot change"
+            )),
             ..Default::default()
         };
         report(ws, &obs, ctx).await?;
