@@ -452,9 +452,6 @@ impl Bench {
     async fn paced(&mut self) -> anyhow::Result<Paced> {
         let n = self.args.paced;
         let rate = self.args.paced_rate;
-        if n == 0 {
-            return Ok(Paced::default());
-        }
         self.say(&format!("paced: {n} Workspaces at {rate}/s"));
         let names: Vec<String> = (0..n).map(|i| format!("paced-{i:04}")).collect();
         let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));

@@ -92,10 +92,8 @@ async fn run(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
     };
     // A spec this controller already ran stays runnable when a later version adds rules;
     // rules judge new specs, which the webhook also saw.
-    let already_ran = ws
-        .annotations()
-        .get(ANNOTATION_HASH)
-        .is_some_and(|h| revision::spec_hash(&ws.spec).is_ok_and(|now| &now == h));
+    let hash = revision::spec_hash(&ws.spec)?;
+    let already_ran = ws.annotations().get(ANNOTATION_HASH) == Some(&hash);
     let verdict = if already_ran {
         Ok(())
     } else {
@@ -112,7 +110,7 @@ async fn run(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
         report(ws, &obs, ctx).await?;
         return Ok(Action::await_change());
     }
-    let revision = revision::ensure(ws, ctx).await?;
+    let revision = revision::ensure(ws, &hash, ctx).await?;
 
     let plan = ensure_node_requests(ws, ctx).await?;
     label_accelerators(&plan.needs_accelerator_label, ctx).await?;

@@ -80,9 +80,9 @@ fn build(
 }
 
 /// Makes sure the current spec has a revision, returns its number, prunes old revisions and
-/// mirrors hash and number into the Workspace's annotations.
-pub async fn ensure(ws: &Workspace, ctx: &Context) -> Result<i64, Error> {
-    let hash = spec_hash(&ws.spec)?;
+/// mirrors hash and number into the Workspace's annotations. `hash` is [`spec_hash`] of the
+/// Workspace's spec.
+pub async fn ensure(ws: &Workspace, hash: &str, ctx: &Context) -> Result<i64, Error> {
     let ns = ws.namespace().unwrap_or_default();
     let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &ns);
     let owner = ObjectRef::from_obj(ws);
@@ -99,7 +99,7 @@ pub async fn ensure(ws: &Workspace, ctx: &Context) -> Result<i64, Error> {
         .collect();
     mine.sort_by_key(|cr| cr.revision);
     let max = mine.last().map_or(0, |cr| cr.revision);
-    let revision = match mine.iter().find(|cr| hash_of(cr) == Some(&hash)) {
+    let revision = match mine.iter().find(|cr| hash_of(cr) == Some(hash)) {
         Some(cr) if cr.revision == max => cr.revision,
         Some(cr) => {
             let patch = serde_json::json!({ "revision": max + 1 });
@@ -112,10 +112,10 @@ pub async fn ensure(ws: &Workspace, ctx: &Context) -> Result<i64, Error> {
             .map_err(|e| Error::kube("renumber revision", e))?;
             max + 1
         }
-        None => create(ws, &api, &hash, max + 1, &mine).await?,
+        None => create(ws, &api, hash, max + 1, &mine).await?,
     };
     prune(&api, &mine, revision).await?;
-    annotate(ws, ctx, &hash, revision).await?;
+    annotate(ws, ctx, hash, revision).await?;
     Ok(revision)
 }
 
